@@ -992,6 +992,12 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         params = meta["params"]
         for key in ("prompt_templates", "update_epochs"):
             params[key] = tuple(params[key])
+        if params.get("student_kwargs"):
+            # JSON has no tuples; constructor arguments are conventionally tuples
+            params["student_kwargs"] = {
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in params["student_kwargs"].items()
+            }
         est = cls(**params)
         est.class_names_ = np.asarray(meta["class_names"], dtype=object)
         est.classes_ = [np.array([0, 1]) for _ in est.class_names_]

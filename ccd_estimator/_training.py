@@ -182,6 +182,11 @@ def _train_epoch(
         views = batch["image"]
         clean = _to_device(views[0] if consistency else views, device)
         target = labels[idx].to(device)
+        # BatchNorm cannot train on one value per channel (a lone image with a
+        # 1x1 feature map); such a step uses the running statistics instead.
+        lone = len(idx) == 1
+        if lone:
+            _set_batchnorm_eval(student)
         with _autocast(device, cfg.precision):
             logits = student(clean).float()
             bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
@@ -201,11 +206,19 @@ def _train_epoch(
         else:
             loss.backward()
             optimizer.step()
+        if lone:
+            student.train()
         n = len(idx)
-        bce_sum += float(bce.mean()) * n
-        cons_sum += float(cons) * n
+        bce_sum += float(bce.detach().mean()) * n
+        cons_sum += float(cons.detach()) * n
         scores[idx.numpy()] = torch.sigmoid(logits.detach()).cpu().numpy()
     return bce_sum / len(paths), cons_sum / len(paths), scores
+
+
+def _set_batchnorm_eval(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 @torch.inference_mode()

@@ -106,7 +106,9 @@ def test_crop_groups_keep_aspect_and_batch_by_shape():
     square = crop_groups(images, torch.tensor([0, 1, 1]), boxes, 48, None)
     assert [tuple(c.shape) for c, _ in square] == [(3, 3, 48, 48)]
     # the crop content is the boxed region, resized
-    full = crop_groups(images, torch.tensor([0]), torch.tensor([[0, 0, 64, 64]]), 64, 32)
+    full = crop_groups(
+        images, torch.tensor([0]), torch.tensor([[0, 0, 64, 64]]), 64, 32
+    )
     assert torch.allclose(full[0][0][0], images[0])
 
 

@@ -1,0 +1,370 @@
+"""End to end: fit, predict, score, persistence, validation, degenerate data."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import time
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from ccd_estimator import (
+    BadImagesWarning,
+    CCDClassifier,
+    DeviceWarning,
+    UnreadableImagesError,
+)
+from tests.conftest import write_images
+
+
+def test_fit_sets_documented_attributes(fitted, images):
+    n, c = len(images), 3
+    assert fitted.class_names_.tolist() == ["red", "blue", "green"]
+    assert [a.tolist() for a in fitted.classes_] == [[0, 1]] * c
+    assert fitted.teacher_scores_.shape == (n, c)
+    np.testing.assert_allclose(fitted.teacher_scores_.sum(axis=1), 1.0, atol=1e-5)
+    assert fitted.bias_.shape == (c,) and np.isfinite(fitted.bias_).all()
+    assert fitted.initial_pseudo_labels_.shape == (n, c)
+    assert fitted.pseudo_labels_.shape == (n, c)
+    assert set(fitted.pseudo_label_stages_) == {"initial", "update_1"}
+    assert fitted.n_iter_ == 3 and len(fitted.history_) == 3
+    assert "threshold" in fitted.history_[1] and "threshold" not in fitted.history_[0]
+    assert fitted.history_[1]["crops_per_image"] > 0
+    assert 0 <= fitted.selected_epoch_ < 3
+    assert fitted.teacher_info_["tower"] == "ModifiedResNet"
+    assert fitted.teacher_info_["logit_scale"] == 50.0
+    assert fitted.bad_images_ == {}
+    assert not hasattr(fitted, "teacher_")
+
+
+def test_label_update_changes_labels_and_stays_in_range(fitted):
+    before = fitted.pseudo_label_stages_["initial"]
+    after = fitted.pseudo_labels_
+    assert not np.allclose(before, after)
+    assert after.min() >= 0 and after.max() <= 1
+
+
+def test_predict_proba_is_multilabel(fitted, images):
+    P = fitted.predict_proba(images)
+    assert P.shape == (len(images), 3) and P.dtype == np.float64
+    assert ((P >= 0) & (P <= 1)).all()
+    assert not np.allclose(P.sum(axis=1), 1.0)  # independent sigmoids
+    logits = fitted.decision_function(images)
+    np.testing.assert_allclose(P, 1 / (1 + np.exp(-logits)))
+    pred = fitted.predict(images)
+    assert pred.dtype.kind == "i" and set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (P >= 0.5).astype(int))
+
+
+def test_predict_keeps_input_order_and_batch_independence(fitted, images):
+    P = fitted.predict_proba(images)
+    reordered = fitted.predict_proba(images[::-1])
+    np.testing.assert_allclose(reordered[::-1], P, atol=1e-5)
+    single = fitted.predict_proba([images[3]])
+    np.testing.assert_allclose(single[0], P[3], atol=1e-5)
+
+
+def test_score_is_macro_ap_over_present_classes(fitted, images):
+    from sklearn.metrics import average_precision_score
+
+    Y = np.zeros((len(images), 3), int)
+    Y[np.arange(len(images)), np.arange(len(images)) % 3] = 1
+    P = fitted.predict_proba(images)
+    assert fitted.score(images, Y) == pytest.approx(average_precision_score(Y, P))
+    Y[:, 2] = 0
+    with pytest.warns(UserWarning, match="skipped.*green"):
+        s = fitted.score(images, Y)
+    assert s == pytest.approx(average_precision_score(Y[:, :2], P[:, :2]))
+
+
+def test_unfitted_predict_raises(images):
+    with pytest.raises(NotFittedError):
+        CCDClassifier(class_names=["a"]).predict_proba(images)
+
+
+@pytest.mark.parametrize("dumper", ["pickle", "joblib"])
+def test_pickle_round_trip_predicts_identically(fitted, images, tmp_path, dumper):
+    P = fitted.predict_proba(images)
+    if dumper == "pickle":
+        blob = pickle.dumps(fitted)
+        loaded = pickle.loads(blob)
+        # the teacher is not pickled: a tiny student only
+        assert b"Teacher" not in blob and len(blob) < 2_000_000
+    else:
+        joblib.dump(fitted, tmp_path / "m.joblib")
+        loaded = joblib.load(tmp_path / "m.joblib")
+    np.testing.assert_array_equal(loaded.predict_proba(images), P)
+
+
+def test_pickled_state_holds_cpu_tensors_only(fitted):
+    state = fitted.__getstate__()
+    assert "student_" not in state
+    assert all(t.device.type == "cpu" for t in state["_student_state"].values())
+
+
+def test_pickled_on_cuda_loads_on_cpu(fitted, images, monkeypatch):
+    # Simulate an estimator fitted on a GPU: device="cuda" and a student that
+    # reports CUDA. Its pickle holds CPU tensors only, so a CPU-only machine
+    # loads it and predicts with a warning that it falls back to the CPU.
+    P = fitted.predict_proba(images)
+    gpu = pickle.loads(pickle.dumps(fitted))
+    gpu.device = "cuda"
+    blob = pickle.dumps(gpu)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    loaded = pickle.loads(blob)
+    with pytest.warns(DeviceWarning, match="CPU"):
+        np.testing.assert_array_equal(loaded.predict_proba(images), P)
+
+
+def test_safe_save_and_load(fitted, images, tmp_path):
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    loaded = CCDClassifier.load(path)
+    np.testing.assert_array_equal(
+        loaded.predict_proba(images), fitted.predict_proba(images)
+    )
+    assert loaded.get_params() == {**fitted.get_params(), "memory": None}
+    np.testing.assert_array_equal(loaded.pseudo_labels_, fitted.pseudo_labels_)
+    assert [r["train_map"] for r in loaded.history_] == [
+        r["train_map"] for r in fitted.history_
+    ]
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        CCDClassifier.load(tmp_path / "missing.safetensors")
+
+
+def test_same_random_state_gives_identical_fits(tiny_params, images):
+    a = CCDClassifier(**{**tiny_params, "max_epochs": 2, "update_epochs": (1,)}).fit(
+        images
+    )
+    b = CCDClassifier(**{**tiny_params, "max_epochs": 2, "update_epochs": (1,)}).fit(
+        images
+    )
+    np.testing.assert_array_equal(a.pseudo_labels_, b.pseudo_labels_)
+    np.testing.assert_array_equal(a.predict_proba(images), b.predict_proba(images))
+    for k, v in a.student_.state_dict().items():
+        assert torch.equal(v, b.student_.state_dict()[k]), k
+
+
+def test_clone_is_unfitted_and_independent(fitted):
+    cloned = clone(fitted)
+    assert not hasattr(cloned, "student_")
+    assert cloned.get_params() == fitted.get_params()
+
+
+def test_teacher_global_view_does_not_depend_on_batch(tiny_params, images):
+    from ccd_estimator._teacher import Teacher
+
+    p = tiny_params
+    teacher = Teacher(
+        p["model_name"],
+        p["pretrained"],
+        ["a", "b"],
+        ["a photo of the {}"],
+        torch.device("cpu"),
+    )
+    assert not teacher.model.training
+    x = torch.rand(6, 3, 64, 64)
+    np.testing.assert_allclose(teacher.scores(x)[:1], teacher.scores(x[:1]), atol=1e-5)
+
+
+def test_any_input_size_for_resnet_teacher_matches_native(tiny_params):
+    from ccd_estimator._teacher import Teacher
+
+    p = tiny_params
+    teacher = Teacher(
+        p["model_name"], p["pretrained"], ["a"], ["{}"], torch.device("cpu")
+    )
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        native = torch.nn.functional.normalize(teacher.model.encode_image(x), dim=-1)
+    np.testing.assert_allclose(teacher.encode(x), native, atol=1e-5)
+    assert teacher.encode(torch.rand(2, 3, 96, 160)).shape == (2, 32)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("box_mode", "loose", "box_mode must be 'reference' or 'tight'; got 'loose'"),
+        ("batch_size", 0, "batch_size must be an int >= 1; got 0"),
+        ("precision", "fp8", "precision must be one of"),
+        ("blend_ratio", 1.5, "blend_ratio must be a number in"),
+        ("prompt_templates", "a photo of {}", "prompt_templates must be"),
+        ("update_epochs", (0,), "update_epochs must be"),
+    ],
+)
+def test_invalid_parameters_are_named(tiny_params, images, param, value, match):
+    with pytest.raises(ValueError, match=match):
+        CCDClassifier(**{**tiny_params, param: value}).fit(images)
+
+
+@pytest.mark.parametrize(
+    "names, match",
+    [
+        ("cat", "single string"),
+        ([], "empty"),
+        (["cat", " Cat "], "duplicates"),
+        (["cat", ""], "empty"),
+        (["cat", 3], "must be a string"),
+        (None, "class_names is required"),
+    ],
+)
+def test_class_names_validated(tiny_params, images, names, match):
+    with pytest.raises(ValueError, match=match):
+        CCDClassifier(**{**tiny_params, "class_names": names}).fit(images)
+
+
+def test_unicode_class_names_kept(tiny_params, images):
+    clf = CCDClassifier(
+        **{**tiny_params, "class_names": ["chat", "Hund", "猫"], "max_epochs": 1}
+    )
+    assert clf.fit(images[:6]).class_names_.tolist() == ["chat", "Hund", "猫"]
+
+
+def test_empty_input_is_a_clear_error(tiny_params):
+    with pytest.raises(ValueError, match="empty"):
+        CCDClassifier(**tiny_params).fit([])
+
+
+def test_half_precision_on_cpu_falls_back_with_warning(tiny_params, images):
+    clf = CCDClassifier(**{**tiny_params, "precision": "fp16", "max_epochs": 1})
+    with pytest.warns(DeviceWarning, match="float32"):
+        clf.fit(images[:6])
+    assert np.isfinite(clf.predict_proba(images[:6])).all()
+
+
+def test_unknown_model_name_fails_fast(tiny_params, images):
+    with pytest.raises(ValueError, match="Unknown open_clip model_name 'RN5O'.*RN50"):
+        CCDClassifier(**{**tiny_params, "model_name": "RN5O"}).fit(images)
+
+
+def test_missing_checkpoint_names_the_absolute_path(tiny_params, images, tmp_path):
+    missing = tmp_path / "nowhere" / "w.safetensors"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        CCDClassifier(**{**tiny_params, "pretrained": str(missing)}).fit(images)
+
+
+def test_offline_pretrained_tag_fails_fast_with_advice(tmp_path):
+    code = (
+        "from ccd_estimator._teacher import Teacher; import torch\n"
+        "Teacher('RN50', 'openai', ['a'], ['{}'], torch.device('cpu'))"
+    )
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert time.perf_counter() - start < 60
+    assert "pass the checkpoint file as pretrained=" in out.stderr
+
+
+def test_vit_tower_rejects_non_native_size(tiny_params, images):
+    clf = CCDClassifier(**{**tiny_params, "model_name": "ViT-B-32", "pretrained": None})
+    with (
+        pytest.warns(UserWarning, match="random weights"),
+        pytest.raises(ValueError, match="teacher_image_size=32 is not supported"),
+    ):
+        clf.fit(images)
+
+
+# ------------------------------------------------------------- bad input data
+
+
+def test_fit_skips_bad_files_with_one_warning(tiny_params, images, tmp_path):
+    empty = tmp_path / "zero.jpg"
+    empty.write_bytes(b"")
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"hello")
+    missing = tmp_path / "missing.png"
+    X = images[:8] + [str(empty), str(fake), str(missing)]
+    clf = CCDClassifier(**{**tiny_params, "max_epochs": 1})
+    with pytest.warns(BadImagesWarning) as record:
+        clf.fit(X)
+    assert len(record) == 1
+    message = str(record[0].message)
+    for path in (empty, fake, missing):
+        assert str(path) in message
+    assert set(clf.bad_images_) == {str(empty), str(fake), str(missing)}
+    assert clf.train_paths_.tolist() == images[:8]
+    assert clf.pseudo_labels_.shape == (8, 3)
+
+
+def test_fit_stops_when_too_few_images_are_readable(tiny_params, tmp_path):
+    bad = []
+    for i in range(4):
+        (tmp_path / f"b{i}.png").write_bytes(b"nope")
+        bad.append(str(tmp_path / f"b{i}.png"))
+    with pytest.warns(BadImagesWarning), pytest.raises(ValueError, match="Only 0 of 4"):
+        CCDClassifier(**tiny_params).fit(bad)
+
+
+def test_predict_lists_every_bad_file_or_returns_nan_rows(fitted, images, tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.jpg"
+    a.write_bytes(b"x")
+    X = [images[0], str(a), images[1], str(b)]
+    with pytest.raises(UnreadableImagesError, match="2 of 4") as info:
+        fitted.predict_proba(X)
+    assert str(a) in str(info.value) and str(b) in str(info.value)
+    lenient = clone(fitted).set_params(on_bad_image="nan")
+    lenient.__dict__.update(
+        {k: v for k, v in fitted.__dict__.items() if k.endswith("_")}
+    )
+    with pytest.warns(BadImagesWarning):
+        P = lenient.predict_proba(X)
+    assert P.shape == (4, 3)
+    assert np.isnan(P[[1, 3]]).all() and np.isfinite(P[[0, 2]]).all()
+    np.testing.assert_allclose(P[[0, 2]], fitted.predict_proba(images[:2]), atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 9])
+def test_tiny_datasets_and_last_batch_of_one(tiny_params, images, n):
+    clf = CCDClassifier(**{**tiny_params, "batch_size": 8}).fit(images[:n])
+    assert clf.predict_proba(images[:1]).shape == (1, 3)
+
+
+def test_degenerate_images_give_no_nan(tiny_params, tmp_path):
+    paths = []
+    for name, size, value in [
+        ("one", (1, 1), 128),
+        ("strip", (2, 300), 50),
+        ("tall", (300, 2), 200),
+        ("black", (64, 64), 0),
+        ("white", (64, 64), 255),
+    ]:
+        arr = np.full((*size, 3), value, dtype=np.uint8)
+        Image.fromarray(arr).save(tmp_path / f"{name}.png")
+        paths.append(str(tmp_path / f"{name}.png"))
+    clf = CCDClassifier(**{**tiny_params, "candidate_bound": 2.0}).fit(paths)
+    for arr in (clf.bias_, clf.teacher_scores_, clf.pseudo_labels_):
+        assert np.isfinite(arr).all()
+    assert all(np.isfinite(r["bce_loss"]) for r in clf.history_)
+    assert np.isfinite(clf.predict_proba(paths)).all()
+
+
+def test_input_files_are_not_modified(tiny_params, tmp_path):
+    paths = write_images(tmp_path, 4)
+    before = [
+        (open(p, "rb").read(), __import__("os").stat(p).st_mtime_ns) for p in paths
+    ]
+    CCDClassifier(**{**tiny_params, "max_epochs": 1}).fit(paths)
+    after = [
+        (open(p, "rb").read(), __import__("os").stat(p).st_mtime_ns) for p in paths
+    ]
+    assert before == after
+
+
+def test_no_warnings_on_a_clean_fit(tiny_params, images):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CCDClassifier(**{**tiny_params, "max_epochs": 1}).fit(images[:6])
