@@ -5,6 +5,7 @@ scikit-learn estimator, :class:`CCDClassifier`.
 """
 
 from ccd_estimator._estimator import CCDClassifier
+from ccd_estimator._explain import Explanation
 from ccd_estimator.exceptions import (
     BadImagesWarning,
     CCDWarning,
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CCDClassifier",
+    "Explanation",
     "BadImagesWarning",
     "CCDWarning",
     "DeviceWarning",

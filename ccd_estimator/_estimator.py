@@ -886,6 +886,40 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
             )
         )
 
+    def explain(
+        self,
+        X: Sequence[str | os.PathLike],
+        *,
+        threshold: float | None = None,
+        with_teacher: bool = True,
+    ) -> list[Any]:
+        """Show which regions the student uses and what the teacher sees there.
+
+        For each image: the per-class CAMs, the crop box the label update
+        would cut for each candidate class (probability at least
+        ``threshold``; the top class when none reaches it), and, with the
+        teacher, its softmax on the whole image and on each crop. The teacher
+        is loaded again from ``model_name`` and ``pretrained``.
+
+        Parameters
+        ----------
+        X : sequence of str or os.PathLike
+            A few image paths.
+        threshold : float or None, default=None
+            Candidate threshold; None uses the one chosen at the last label
+            update (or :attr:`threshold` when there was none).
+        with_teacher : bool, default=True
+            Also score the whole image and the crops with the teacher.
+
+        Returns
+        -------
+        list of Explanation
+            One per image; see :class:`ccd_estimator.Explanation`.
+        """
+        from ccd_estimator._explain import explain
+
+        return explain(self, X, threshold=threshold, with_teacher=with_teacher)
+
     # ------------------------------------------------------------- persistence
 
     def __getstate__(self) -> dict[str, Any]:

@@ -368,3 +368,16 @@ def test_no_warnings_on_a_clean_fit(tiny_params, images):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CCDClassifier(**{**tiny_params, "max_epochs": 1}).fit(images[:6])
+
+
+def test_explain_returns_cams_boxes_and_teacher_scores(fitted, images):
+    (item,) = fitted.explain(images[:1], threshold=0.0)
+    assert item.image.shape == (64, 64, 3) and item.image.dtype == np.uint8
+    assert item.cams.shape[0] == 3
+    assert set(item.boxes) == {0, 1, 2}  # threshold 0: every class is a candidate
+    for x0, y0, x1, y1 in item.boxes.values():
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
+    assert set(item.crop_scores) == {0, 1, 2}
+    np.testing.assert_allclose(item.global_scores.sum(), 1.0, atol=1e-5)
+    (bare,) = fitted.explain(images[:1], threshold=1.0, with_teacher=False)
+    assert len(bare.boxes) == 1 and bare.global_scores is None
