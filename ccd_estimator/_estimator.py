@@ -51,79 +51,82 @@ def _is_real(value: Any, low: float | None = None, high: float | None = None) ->
     return (low is None or value >= low) and (high is None or value <= high)
 
 
-def _opt_size(value: Any) -> bool:
-    return value is None or _is_int(value, 1)
+def _choice(*options: str) -> tuple[Any, str]:
+    text = ", ".join(repr(o) for o in options)
+    return (lambda v: isinstance(v, str) and v in options, f"one of {text}")
 
+
+def _int(low: int) -> tuple[Any, str]:
+    return (lambda v: _is_int(v, low), f"an int >= {low}")
+
+
+def _real(low: float, high: float | None = None, text: str = "") -> tuple[Any, str]:
+    text = text or (
+        f"a number >= {low}" if high is None else f"a number in [{low}, {high}]"
+    )
+    return (lambda v: _is_real(v, low, high), text)
+
+
+def _positive() -> tuple[Any, str]:
+    return (lambda v: _is_real(v, 0.0) and v > 0, "a positive number")
+
+
+def _optional(check: tuple[Any, str]) -> tuple[Any, str]:
+    return (lambda v: v is None or check[0](v), f"None or {check[1]}")
+
+
+def _path_like(text: str) -> tuple[Any, str]:
+    return (lambda v: v is None or isinstance(v, (str, os.PathLike)), text)
+
+
+_BOOL = (lambda v: isinstance(v, bool), "True or False")
+_NAME = (lambda v: isinstance(v, str) and v != "", "a non-empty string")
 
 # Each parameter: (check, what is allowed). Checked at fit, all at once.
 _CONSTRAINTS: dict[str, tuple[Any, str]] = {
-    "model_name": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "pretrained": (
-        lambda v: v is None or isinstance(v, (str, os.PathLike)),
-        "a tag, a path or None",
-    ),
-    "cache_dir": (
-        lambda v: v is None or isinstance(v, (str, os.PathLike)),
-        "a path or None",
-    ),
-    "precision": (
-        lambda v: v in ("auto", "fp32", "fp16", "bf16"),
-        "one of 'auto', 'fp32', 'fp16', 'bf16'",
-    ),
-    "logit_scale": (
-        lambda v: v is None or _is_real(v, 1e-6),
-        "None or a positive number",
-    ),
-    "teacher_image_size": (_opt_size, "None or a positive int"),
-    "cam_image_size": (lambda v: _is_int(v, 8), "an int >= 8"),
-    "crop_size": (_opt_size, "None or a positive int"),
-    "teacher_normalize": (
-        lambda v: v in ("teacher", "imagenet"),
-        "'teacher' or 'imagenet'",
-    ),
-    "entropy_threshold": (lambda v: _is_real(v, 0.0), "a number >= 0"),
-    "label_floor": (lambda v: _is_real(v, 0.0, 0.999), "a number in [0, 1)"),
-    "debias_global": (lambda v: isinstance(v, bool), "True or False"),
-    "debias_local": (lambda v: isinstance(v, bool), "True or False"),
-    "uncertain_weight": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
-    "student": (
-        lambda v: isinstance(v, str) and v != "",
-        "a timm or torchvision model name",
-    ),
-    "student_weights": (
-        lambda v: v is None or isinstance(v, (str, os.PathLike)),
-        "None, a weights name or a file path",
-    ),
+    "model_name": _NAME,
+    "pretrained": _path_like("an open_clip tag, a checkpoint path or None"),
+    "cache_dir": _path_like("a folder path or None"),
+    "precision": _choice("auto", "fp32", "fp16", "bf16"),
+    "logit_scale": _optional(_positive()),
+    "teacher_image_size": _optional(_int(1)),
+    "cam_image_size": _int(8),
+    "crop_size": _optional(_int(1)),
+    "teacher_normalize": _choice("teacher", "imagenet"),
+    "entropy_threshold": _real(0.0),
+    "label_floor": _real(0.0, 0.999, "a number in [0, 1)"),
+    "debias_global": _BOOL,
+    "debias_local": _BOOL,
+    "uncertain_weight": _real(0.0, 1.0),
+    "student": _NAME,
+    "student_weights": _path_like("None, a weights name or a file path"),
     "student_kwargs": (lambda v: v is None or isinstance(v, dict), "None or a dict"),
-    "image_size": (lambda v: _is_int(v, 8), "an int >= 8"),
-    "cam_multiplier": (lambda v: _is_real(v, 1e-6), "a positive number"),
-    "learning_rate": (lambda v: _is_real(v, 0.0) and v > 0, "a positive number"),
-    "head_lr_multiplier": (lambda v: _is_real(v, 0.0) and v > 0, "a positive number"),
-    "batch_size": (lambda v: _is_int(v, 1), "an int >= 1"),
-    "max_epochs": (lambda v: _is_int(v, 1), "an int >= 1"),
-    "consistency_weight": (lambda v: _is_real(v, 0.0), "a number >= 0"),
-    "consistency_start": (lambda v: _is_int(v, 0), "an int >= 0"),
+    "image_size": _int(8),
+    "cam_multiplier": _positive(),
+    "learning_rate": _positive(),
+    "head_lr_multiplier": _positive(),
+    "batch_size": _int(1),
+    "max_epochs": _int(1),
+    "consistency_weight": _real(0.0),
+    "consistency_start": _int(0),
     "update_epochs": (
         lambda v: isinstance(v, (tuple, list)) and all(_is_int(e, 1) for e in v),
         "a tuple of epoch numbers >= 1",
     ),
-    "candidate_bound": (lambda v: _is_real(v, 0.0), "a number >= 0"),
-    "cam_threshold": (lambda v: _is_real(v, 0.0, 0.999), "a number in [0, 1)"),
-    "box_mode": (lambda v: v in ("reference", "tight"), "'reference' or 'tight'"),
-    "crop_margin": (
-        lambda v: _is_real(v, 0.0, 1.0),
-        "a fraction of the image side in [0, 1]",
-    ),
-    "aggregation": (lambda v: v in ("max", "mean"), "'max' or 'mean'"),
-    "blend_ratio": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
-    "selection": (lambda v: v in ("train_map", "last"), "'train_map' or 'last'"),
-    "threshold": (lambda v: _is_real(v, 0.0, 1.0), "a number in [0, 1]"),
-    "on_bad_image": (lambda v: v in ("raise", "nan"), "'raise' or 'nan'"),
+    "candidate_bound": _real(0.0),
+    "cam_threshold": _real(0.0, 0.999, "a number in [0, 1)"),
+    "box_mode": _choice("reference", "tight"),
+    "crop_margin": _real(0.0, 1.0, "a fraction of the image side in [0, 1]"),
+    "aggregation": _choice("max", "mean"),
+    "blend_ratio": _real(0.0, 1.0),
+    "selection": _choice("train_map", "last"),
+    "threshold": _real(0.0, 1.0),
+    "on_bad_image": _choice("raise", "nan"),
     "device": (
         lambda v: isinstance(v, (str, torch.device)),
         "'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device",
     ),
-    "n_workers": (lambda v: _is_int(v, 0), "an int >= 0"),
+    "n_workers": _int(0),
     "verbose": (lambda v: _is_int(v, 0) or isinstance(v, bool), "an int >= 0"),
 }
 
@@ -627,7 +630,9 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         ok: np.ndarray,
         errors: list[str],
     ) -> tuple[np.ndarray, np.ndarray]:
-        self.bad_images_ = {str(p): e for p, e, g in zip(paths, errors, ok) if not g}
+        self.bad_images_ = {
+            str(p): e for p, e, g in zip(paths, errors, ok, strict=True) if not g
+        }
         n_bad = len(self.bad_images_)
         if n_bad:
             listing = "\n".join(f"  {e}" for e in self.bad_images_.values())
@@ -771,7 +776,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         ):
             idx = batch["index"].numpy()
             good = batch["ok"].numpy()
-            bad.extend(e for e, g in zip(batch["error"], good) if not g)
+            bad.extend(e for e, g in zip(batch["error"], good, strict=True) if not g)
             if good.any():
                 x = batch["image"][torch.as_tensor(good)].to(device)
                 if device.type == "cuda":

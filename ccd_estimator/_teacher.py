@@ -423,7 +423,7 @@ def global_scores(
     for batch in bar:
         rows = todo[batch["index"].numpy()]
         good = batch["ok"].numpy()
-        for r, g, e in zip(rows, good, batch["error"]):
+        for r, g, e in zip(rows, good, batch["error"], strict=True):
             ok[r], errors[r] = bool(g), "" if g else e
         if good.any():
             scores[rows[good]] = teacher.scores(batch["image"][torch.as_tensor(good)])

@@ -195,7 +195,7 @@ def test_any_input_size_for_resnet_teacher_matches_native(tiny_params):
 @pytest.mark.parametrize(
     "param, value, match",
     [
-        ("box_mode", "loose", "box_mode must be 'reference' or 'tight'; got 'loose'"),
+        ("box_mode", "loose", "box_mode must be one of 'reference', 'tight'; got 'loose'"),
         ("batch_size", 0, "batch_size must be an int >= 1; got 0"),
         ("precision", "fp8", "precision must be one of"),
         ("blend_ratio", 1.5, "blend_ratio must be a number in"),

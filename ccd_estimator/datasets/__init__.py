@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccd_estimator.datasets._shapes import SHAPE_CLASSES, make_shape_scenes
+from ccd_estimator.datasets._shapes import (
+    DEFAULT_CLASSES,
+    SHAPE_CLASSES,
+    make_shape_scenes,
+)
 
-__all__ = ["SHAPE_CLASSES", "make_shape_scenes", "shapes_teacher_files"]
+__all__ = [
+    "SHAPE_CLASSES",
+    "make_shape_scenes",
+    "shapes_demo_params",
+    "shapes_teacher_files",
+]
 
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -38,4 +47,61 @@ def shapes_teacher_files() -> tuple[str, str]:
     return (
         str(_DATA_DIR / "shapes_teacher.json"),
         str(_DATA_DIR / "shapes_teacher.safetensors"),
+    )
+
+
+def shapes_demo_params() -> dict:
+    """Keyword arguments of :class:`~ccd_estimator.CCDClassifier` used by the demo.
+
+    The shipped shapes teacher (its config file, weights and image sizes), the
+    class names of :func:`make_shape_scenes`, and the demo's small student and
+    schedule. Pass them to ``CCDClassifier(**shapes_demo_params())`` to rerun
+    the demo's configuration on other scenes; override any of them as usual.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``CCDClassifier``.
+
+    Examples
+    --------
+    >>> from ccd_estimator import CCDClassifier
+    >>> from ccd_estimator.datasets import shapes_demo_params
+    >>> params = shapes_demo_params()
+    >>> params["teacher_image_size"], params["cam_image_size"]
+    (64, 128)
+    >>> clf = CCDClassifier(**params)
+    """
+    config, weights = shapes_teacher_files()
+    return dict(
+        class_names=list(DEFAULT_CLASSES),
+        model_name=config,
+        pretrained=weights,
+        precision="fp32",
+        # the teacher sees the 128 px scene squashed to its native 64 px; crops
+        # are cut from the 128 px view and their long side resized to 64 px
+        teacher_image_size=64,
+        cam_image_size=128,
+        crop_size=64,
+        # a small ResNet trained from scratch: stride 8, an 8x8 CAM at 64 px
+        student="timm:resnet18",
+        student_weights=None,
+        student_kwargs={
+            "channels": (32, 64, 128, 256),
+            "features_only": True,
+            "out_indices": (2,),
+        },
+        image_size=64,
+        learning_rate=1e-3,
+        head_lr_multiplier=1.0,
+        batch_size=32,
+        max_epochs=10,
+        update_epochs=(3, 6),
+        consistency_start=3,
+        consistency_weight=1.0,
+        candidate_bound=2.0,
+        box_mode="tight",
+        cam_threshold=0.9,
+        crop_margin=0.125,
+        device="auto",
     )
