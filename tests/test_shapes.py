@@ -175,6 +175,7 @@ def test_invalid_parameters(tmp_path, kwargs, match):
 def test_shipped_teacher_zero_shot():
     open_clip = pytest.importorskip("open_clip")
     torch = pytest.importorskip("torch")
+    load_file = pytest.importorskip("safetensors.torch").load_file
     config_path, weights_path = shapes_teacher_files()
     assert Path(config_path).is_file() and Path(weights_path).is_file()
     assert Path(config_path).stem == "shapes_teacher"
@@ -184,9 +185,14 @@ def test_shipped_teacher_zero_shot():
     open_clip.add_model_config(config_path)
     model = open_clip.create_model("shapes_teacher", pretrained=weights_path).eval()
     tokenizer = open_clip.get_tokenizer("shapes_teacher")
-    scale = float(model.logit_scale.exp())
-    assert 5.0 < scale <= 100.0  # restored, not the 1 / 0.07 initial value
-    assert abs(scale - 1 / 0.07) > 0.5
+    stored = load_file(weights_path)
+    # Every tensor (fp16 on disk for the big ones) is restored, logit_scale too.
+    torch.testing.assert_close(model.logit_scale.detach(), stored["logit_scale"])
+    for key in ("visual.conv1.weight", "token_embedding.weight"):
+        torch.testing.assert_close(
+            model.state_dict()[key], stored[key].float(), rtol=0, atol=0
+        )
+    assert 5.0 < model.logit_scale.exp().item() <= 100.0
 
     images, labels = _render_single_objects(
         224, seed=123, classes=DEFAULT_CLASSES, out_size=64

@@ -292,6 +292,8 @@ def _render_single_objects(
     image_size: int = 128,
     out_size: int | None = 64,
     class_weights: np.ndarray | None = None,
+    crop_proba: float = 0.0,
+    crop_margin: float = 0.2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` single-object images in memory (teacher training data).
 
@@ -299,6 +301,9 @@ def _render_single_objects(
     one object of half-size ``object_size`` (relative to ``image_size``) sits at
     a random position inside the canvas (centred if it does not fit). The canvas
     is then resized to ``out_size`` by a bilinear squash, as the estimator does.
+    With probability ``crop_proba`` the canvas is first cut to a box around the
+    object (an independent margin per side), imitating the estimator's local
+    views, whose squash to a square distorts the aspect ratio.
 
     Parameters
     ----------
@@ -316,6 +321,10 @@ def _render_single_objects(
         Side of the returned images; None keeps ``image_size``.
     class_weights : ndarray of shape (n_classes,), optional
         Sampling probabilities of the classes; uniform when None.
+    crop_proba : float
+        Probability of cutting the canvas to a box around the object.
+    crop_margin : float
+        Largest margin per side of such a box, as a fraction of ``image_size``.
 
     Returns
     -------
@@ -340,9 +349,19 @@ def _render_single_objects(
         lo_y, hi_y = -ey0, image_size - ey1
         cx = rng.uniform(lo_x, hi_x) if hi_x > lo_x else image_size / 2
         cy = rng.uniform(lo_y, hi_y) if hi_y > lo_y else image_size / 2
-        _draw_object(canvas, polys, cx, cy, rng)
+        box = _draw_object(canvas, polys, cx, cy, rng)
         img = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
-        if side != image_size:
+        if box is not None and crop_proba > 0 and rng.random() < crop_proba:
+            m = rng.uniform(0, crop_margin * image_size, size=4)
+            img = img.crop(
+                (
+                    max(0, round(box[0] - m[0])),
+                    max(0, round(box[1] - m[1])),
+                    min(image_size, round(box[2] + m[2])),
+                    min(image_size, round(box[3] + m[3])),
+                )
+            )
+        if img.size != (side, side):
             img = img.resize((side, side), Image.Resampling.BILINEAR)
         images[i] = np.asarray(img)
     return images, labels.astype(np.int64)
@@ -529,8 +548,8 @@ def make_shape_scenes(
     random_state: int | np.random.RandomState | None = None,
     classes: Sequence[str] | None = None,
     n_objects: Sequence[int] = (1, 2, 3),
-    n_objects_proba: Sequence[float] | None = (0.45, 0.35, 0.20),
-    object_size: tuple[float, float] = (0.14, 0.30),
+    n_objects_proba: Sequence[float] | None = (0.30, 0.40, 0.30),
+    object_size: tuple[float, float] = (0.10, 0.24),
     image_size: int = 128,
     class_imbalance: float = 0.5,
     co_occurrence: float = 0.3,
@@ -568,9 +587,9 @@ def make_shape_scenes(
         Possible numbers of objects in a scene. Objects of one scene have
         distinct classes, so the largest value may not exceed the number of
         classes.
-    n_objects_proba : sequence of float or None, default=(0.45, 0.35, 0.20)
+    n_objects_proba : sequence of float or None, default=(0.30, 0.40, 0.30)
         Probability of each entry of ``n_objects``; None means uniform.
-    object_size : tuple of float, default=(0.14, 0.30)
+    object_size : tuple of float, default=(0.10, 0.24)
         Range ``(min, max)`` of an object's half-size as a fraction of
         ``image_size``, sampled uniformly. Without overlap, objects of a scene
         that do not fit are shrunk until they do.
