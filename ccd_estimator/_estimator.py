@@ -324,9 +324,9 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
     ----------
     class_names_ : ndarray of shape (n_classes,)
         Class names in column order.
-    classes_ : list of ndarray
-        ``[array([0, 1])] * n_classes``: each column is a binary label (the
-        form scikit-learn's multilabel scorers expect).
+    classes_ : ndarray of shape (n_classes, 2)
+        ``[0, 1]`` for each column: every column is a binary label (the form
+        scikit-learn's multilabel scorers and ``cross_val_predict`` expect).
     teacher_info_ : dict
         What teacher was actually used: architecture, preprocessing, scale,
         image sizes.
@@ -595,7 +595,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
             self._train(paths, names, factory, made, device, precision, seed)
 
         self.class_names_ = names
-        self.classes_ = [np.array([0, 1]) for _ in names]
+        self.classes_ = np.tile(np.array([0, 1]), (len(names), 1))
         self.train_paths_ = paths
         self.teacher_scores_ = scores
         self.device_ = str(device)
@@ -704,6 +704,9 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         seed: int,
     ) -> None:
         cfg = self._train_config(factory, made, precision)
+        # seed here, not only at the start of fit: whether the teacher pass ran
+        # or came from the cache must not change the student's initial weights
+        torch.manual_seed(seed)
         student = build_student(
             str(self.student),
             len(names),
@@ -1039,7 +1042,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
             }
         est = cls(**params)
         est.class_names_ = np.asarray(meta["class_names"], dtype=object)
-        est.classes_ = [np.array([0, 1]) for _ in est.class_names_]
+        est.classes_ = np.tile(np.array([0, 1]), (len(est.class_names_), 1))
         est.train_paths_ = np.asarray(meta["train_paths"], dtype=str)
         est.bad_images_ = meta["bad_images"]
         est.history_ = meta["history"]

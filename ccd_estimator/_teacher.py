@@ -152,9 +152,11 @@ class Teacher:
                 stacklevel=3,
             )
         try:
-            model = open_clip.create_model(
-                name, pretrained=weights, cache_dir=cache_dir, device="cpu"
-            )
+            # random init before loading must not consume the caller's RNG
+            with torch.random.fork_rng(devices=[]):
+                model = open_clip.create_model(
+                    name, pretrained=weights, cache_dir=cache_dir, device="cpu"
+                )
         except RuntimeError as exc:
             if weights is not None and not os.path.isfile(weights):
                 raise RuntimeError(

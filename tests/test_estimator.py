@@ -28,7 +28,7 @@ from tests.conftest import write_images
 def test_fit_sets_documented_attributes(fitted, images):
     n, c = len(images), 3
     assert fitted.class_names_.tolist() == ["red", "blue", "green"]
-    assert [a.tolist() for a in fitted.classes_] == [[0, 1]] * c
+    assert fitted.classes_.tolist() == [[0, 1]] * c
     assert fitted.teacher_scores_.shape == (n, c)
     np.testing.assert_allclose(fitted.teacher_scores_.sum(axis=1), 1.0, atol=1e-5)
     assert fitted.bias_.shape == (c,) and np.isfinite(fitted.bias_).all()
@@ -195,7 +195,11 @@ def test_any_input_size_for_resnet_teacher_matches_native(tiny_params):
 @pytest.mark.parametrize(
     "param, value, match",
     [
-        ("box_mode", "loose", "box_mode must be one of 'reference', 'tight'; got 'loose'"),
+        (
+            "box_mode",
+            "loose",
+            "box_mode must be one of 'reference', 'tight'; got 'loose'",
+        ),
         ("batch_size", 0, "batch_size must be an int >= 1; got 0"),
         ("precision", "fp8", "precision must be one of"),
         ("blend_ratio", 1.5, "blend_ratio must be a number in"),

@@ -9,9 +9,12 @@ from ccd_estimator.datasets._shapes import (
     SHAPE_CLASSES,
     make_shape_scenes,
 )
+from ccd_estimator.datasets._voc import VOC_CLASSES, load_voc
 
 __all__ = [
     "SHAPE_CLASSES",
+    "VOC_CLASSES",
+    "load_voc",
     "make_shape_scenes",
     "shapes_demo_params",
     "shapes_teacher_files",
@@ -92,9 +95,9 @@ def shapes_demo_params() -> dict:
             "out_indices": (2,),
         },
         image_size=64,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         head_lr_multiplier=1.0,
-        batch_size=32,
+        batch_size=16,
         max_epochs=10,
         update_epochs=(3, 6),
         consistency_start=3,
