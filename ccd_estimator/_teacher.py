@@ -143,7 +143,7 @@ class Teacher:
 
         name = _resolve_model_name(model_name)
         weights = _check_pretrained(name, pretrained)
-        if weights is None:
+        if weights is None and not name.startswith(("hf-hub:", "local-dir:")):
             warnings.warn(
                 f"pretrained=None: the teacher {name!r} has random weights, so its "
                 "pseudo-labels carry no information. Pass an open_clip tag or a "
