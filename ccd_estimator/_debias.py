@@ -68,7 +68,7 @@ def class_bias(probs: np.ndarray, flags: np.ndarray) -> np.ndarray:
     probs : ndarray of shape (n_samples, n_classes)
         Teacher softmax scores.
     flags : ndarray of shape (n_samples,), dtype bool
-        Confidence flags from :func:`entropy_flags`.
+        Confidence flags from ``entropy_flags``.
 
     Returns
     -------

@@ -225,7 +225,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
     precision : {"auto", "fp32", "fp16", "bf16"}, default="auto"
         Autocast precision of teacher and student on CUDA ("auto": bf16 where
         supported, else fp16). On a CPU everything runs in float32; asking for
-        fp16/bf16 there gives a :class:`~ccd_estimator.DeviceWarning`.
+        fp16/bf16 there gives a ``DeviceWarning``.
     logit_scale : float or None, default=None
         Teacher softmax scale; None uses the model's learned scale (100 for
         OpenAI CLIP).
@@ -302,7 +302,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         Model selection without ground truth: the released train-mAP rule, or
         the last epoch.
     threshold : float, default=0.5
-        Probability threshold of :meth:`predict`.
+        Probability threshold of ``predict``.
     memory : str, joblib.Memory or None, default=None
         Cache of the teacher's global pass, per image (keyed by the teacher
         settings and each file's path, size and modification time), so
@@ -366,8 +366,8 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
 
     References
     ----------
-    .. [1] D. Kim and H. Shim, "Classifier-guided CLIP Distillation for
-       Unsupervised Multi-label Classification", CVPR 2025.
+    D. Kim and H. Shim, "Classifier-guided CLIP Distillation for Unsupervised
+    Multi-label Classification", CVPR 2025.
 
     Examples
     --------
@@ -915,14 +915,14 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
             A few image paths.
         threshold : float or None, default=None
             Candidate threshold; None uses the one chosen at the last label
-            update (or :attr:`threshold` when there was none).
+            update (or ``threshold`` when there was none).
         with_teacher : bool, default=True
             Also score the whole image and the crops with the teacher.
 
         Returns
         -------
         list of Explanation
-            One per image; see :class:`ccd_estimator.Explanation`.
+            One per image; see ``ccd_estimator.Explanation``.
         """
         from ccd_estimator._explain import explain
 
@@ -967,7 +967,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
 
         The student's weights and the fitted arrays are tensors; the
         parameters, class names, history and teacher description are JSON in
-        the file's metadata. Load it with :meth:`load`, which never unpickles
+        the file's metadata. Load it with ``load``, which never unpickles
         anything, so a file from an untrusted source cannot run code.
 
         Parameters
@@ -1003,12 +1003,12 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CCDClassifier:
-        """Load an estimator written by :meth:`save`.
+        """Load an estimator written by ``save``.
 
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`save`.
+            A file written by ``save``.
 
         Returns
         -------

@@ -69,7 +69,7 @@ def explain(
     with_teacher: bool = True,
 ) -> list[Explanation]:
     """Explain the fitted student on a few images; see
-    :meth:`CCDClassifier.explain`."""
+    ``CCDClassifier.explain``."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est, "student_")

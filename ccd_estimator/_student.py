@@ -121,19 +121,48 @@ def _timm_backbone(
         raise ValueError(f"student: unknown timm model {name!r}.")
     file = _weights_file(weights)
     create: dict[str, Any] = dict(kwargs)
-    if file is not None:
-        create["pretrained"] = True
-        create["pretrained_cfg_overlay"] = {"file": file}
-    elif weights is not None:
+    if file is None and weights is not None:
         # a named pretrained set: "default" or a timm tag such as "a1_in1k"
         create["pretrained"] = True
         if weights != "default":
             name = f"{name.split('.')[0]}.{weights}"
     if create.get("features_only"):
-        model = timm.create_model(name, **create)
-        return _FeatureList(model), int(model.feature_info.channels()[-1])
-    model = timm.create_model(name, num_classes=0, global_pool="", **create)
-    return model, int(model.num_features)
+        model: nn.Module = timm.create_model(name, **create)
+        n_features = int(model.feature_info.channels()[-1])
+    else:
+        model = timm.create_model(name, num_classes=0, global_pool="", **create)
+        n_features = int(model.num_features)
+    if file is not None:
+        _load_backbone_file(model, file)
+    if create.get("features_only"):
+        return _FeatureList(model), n_features
+    return model, n_features
+
+
+def _load_backbone_file(model: nn.Module, file: str) -> None:
+    """Load a local weights file into a backbone built without its classifier.
+
+    Classifier entries the backbone does not have (``fc.*``, ``head.*``,
+    ``classifier.*``) and stages a truncated ``features_only`` model dropped are
+    skipped; any other missing or unexpected key is an error naming the file.
+    """
+    state = _load_state(file)
+    own = model.state_dict()
+    dropped = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    prefixes = ("fc.", "head.", "classifier.", "layer3.", "layer4.", "stages.")
+    unexpected = [k for k in dropped if not k.startswith(prefixes)]
+    if missing or unexpected:
+        raise ValueError(
+            f"student_weights={file!r} does not match the student backbone: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]} "
+            f"({len(missing)} and {len(unexpected)} keys in all)."
+        )
+    if dropped:
+        logger.info(
+            "student weights: skipped %d keys not in the backbone", len(dropped)
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in own})
 
 
 def _torchvision_backbone(

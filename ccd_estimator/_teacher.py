@@ -293,7 +293,7 @@ class Teacher:
         Parameters
         ----------
         images : Tensor of shape (n, 3, H, W)
-            Images normalised with :attr:`mean` and :attr:`std`.
+            Images normalised with ``mean`` and ``std``.
 
         Returns
         -------
@@ -363,7 +363,7 @@ def global_scores(
     Parameters
     ----------
     teacher_factory : callable
-        Returns the :class:`Teacher`; called only if some row is not cached.
+        Returns the ``Teacher``; called only if some row is not cached.
     paths : ndarray of shape (n_samples,)
         Image paths.
     n_classes : int

@@ -1,8 +1,8 @@
-"""Figures of :meth:`CCDClassifier.explain` results.
+"""Figures of ``CCDClassifier.explain`` results.
 
 matplotlib is an optional dependency (``pip install 'ccd-estimator[plot]'``); it is
 imported only when a figure is made. Figures are built with
-:class:`matplotlib.figure.Figure` directly, never through ``pyplot``, so they work
+``matplotlib.figure.Figure`` directly, never through ``pyplot``, so they work
 headless and leave matplotlib's global state alone.
 """
 
@@ -81,7 +81,7 @@ def plot_explanations(
     Parameters
     ----------
     explanations : sequence of Explanation
-        The result of :meth:`CCDClassifier.explain`.
+        The result of ``CCDClassifier.explain``.
     class_names : sequence of str
         Class names in column order (``estimator.class_names_``).
     max_boxes : int or None, default=None
@@ -97,7 +97,7 @@ def plot_explanations(
     Returns
     -------
     matplotlib.figure.Figure
-        A figure not attached to ``pyplot``; save it with :func:`save_figure`
+        A figure not attached to ``pyplot``; save it with ``save_figure``
         or ``fig.savefig``.
 
     Raises
@@ -363,7 +363,7 @@ def save_figure(
     Parameters
     ----------
     fig : matplotlib.figure.Figure
-        The figure, e.g. from :func:`plot_explanations`.
+        The figure, e.g. from ``plot_explanations``.
     path : str or os.PathLike
         Destination; its extension picks the format (``.png``, ``.pdf``,
         ``.svg``, ...; PNG when there is none).

@@ -71,3 +71,28 @@ def test_batches_never_end_with_a_single_sample():
     assert [len(b) for b in batch_lists(17, 8)] == [8, 9]
     assert [len(b) for b in batch_lists(1, 8)] == [1]
     assert sorted(sum(batch_lists(10, 4), [])) == list(range(10))
+
+
+def test_student_weights_file_loads_into_features_only_backbone(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    kwargs = {"channels": (8, 16, 32, 64)}
+    full = timm.create_model("resnet18", num_classes=5, **kwargs)
+    path = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in full.state_dict().items()}, path)
+    student = build_student(
+        "timm:resnet18",
+        3,
+        str(path),
+        {**kwargs, "features_only": True, "out_indices": (2,)},
+    )
+    loaded = student.backbone.model.state_dict()
+    assert torch.equal(loaded["conv1.weight"], full.state_dict()["conv1.weight"])
+    assert torch.equal(
+        loaded["layer2.1.bn2.weight"], full.state_dict()["layer2.1.bn2.weight"]
+    )
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"conv1.weight": torch.zeros(3, 3, 3, 3)}, wrong)
+    with pytest.raises(ValueError, match="does not match the student backbone"):
+        build_student("timm:resnet18", 3, str(wrong), kwargs)

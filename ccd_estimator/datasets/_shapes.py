@@ -135,7 +135,7 @@ _SHAPES: dict[str, list[tuple[np.ndarray, bool]]] = {
     ],
 }
 
-#: Names of every shape :func:`make_shape_scenes` can draw, in the default order.
+#: Names of every shape ``make_shape_scenes`` can draw, in the default order.
 SHAPE_CLASSES: tuple[str, ...] = tuple(_SHAPES)
 
 #: Shapes drawn by default (the shipped teacher is trained on these).
@@ -297,7 +297,7 @@ def _render_single_objects(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``n`` single-object images in memory (teacher training data).
 
-    The backgrounds and objects are drawn exactly as in :func:`make_shape_scenes`;
+    The backgrounds and objects are drawn exactly as in ``make_shape_scenes``;
     one object of half-size ``object_size`` (relative to ``image_size``) sits at
     a random position inside the canvas (centred if it does not fit). The canvas
     is then resized to ``out_size`` by a bilinear squash, as the estimator does.
@@ -567,7 +567,7 @@ def make_shape_scenes(
     are written to ``out_dir`` as ``scene_00000.png``, ``scene_00001.png``, ...
 
     Read more about the benchmark in the package documentation; the shipped
-    teacher (:func:`ccd_estimator.datasets.shapes_teacher_files`) is a tiny
+    teacher (``ccd_estimator.datasets.shapes_teacher_files``) is a tiny
     CLIP model trained on single shapes of the default classes.
 
     Parameters
@@ -581,8 +581,8 @@ def make_shape_scenes(
         Determines all random choices. Pass an int for reproducible output
         (identical labels and identical file bytes across calls).
     classes : sequence of str, default=None
-        Shape names to draw, a subset of :data:`SHAPE_CLASSES`; the columns of
-        ``Y`` follow this order. None means all of :data:`SHAPE_CLASSES`.
+        Shape names to draw, a subset of ``SHAPE_CLASSES``; the columns of
+        ``Y`` follow this order. None means all of ``SHAPE_CLASSES``.
     n_objects : sequence of int, default=(1, 2, 3)
         Possible numbers of objects in a scene. Objects of one scene have
         distinct classes, so the largest value may not exceed the number of
