@@ -29,7 +29,7 @@ __all__ = ["run_demo", "ablation_rows"]
 
 logger = logging.getLogger(__name__)
 
-DEMO_N_TRAIN = 2000
+DEMO_N_TRAIN = 1600
 DEMO_N_TEST = 500
 
 
@@ -114,11 +114,11 @@ def _oracle_local_scores(
 
 
 def _format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'configuration':<34} {'test mAP':>9} {'test F1':>8} {'pseudo mAP':>11}"
+    head = f"{'configuration':<40} {'test mAP':>9} {'test F1':>8} {'pseudo mAP':>11}"
     lines = [head, "-" * len(head)]
     for r in rows:
         pseudo = "" if r["pseudo_map"] is None else f"{r['pseudo_map']:.1f}"
-        lines.append(f"{r['name']:<34} {r['map']:>9.1f} {r['f1']:>8.1f} {pseudo:>11}")
+        lines.append(f"{r['name']:<40} {r['map']:>9.1f} {r['f1']:>8.1f} {pseudo:>11}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ Usage (from the repository root, about 10 minutes on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shutil
 from pathlib import Path
@@ -21,8 +22,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="ccd_demo_output")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse", action="store_true", help="rewrite the page from OUT/results.json"
+    )
     args = parser.parse_args()
-    result = run_demo(args.out, random_state=args.seed, verbose=1)
+    if args.reuse:
+        result = json.loads((Path(args.out) / "results.json").read_text())
+    else:
+        result = run_demo(args.out, random_state=args.seed, verbose=1)
     docs = Path(__file__).resolve().parents[1] / "docs"
     (docs / "img").mkdir(exist_ok=True)
     if result["figure"]:
@@ -64,6 +71,31 @@ Produced by `python tools/make_results_page.py` (which runs `ccd demo`) on
 Each row of the figure is a test scene: the student's crop box for each
 candidate class with its probability, the teacher's score of that class on the
 whole image and on the crop, and the top class's CAM.
+
+## What the ablation shows
+
+- The student beats its teacher by a wide margin even on the raw global
+  pseudo-labels: it learns from many images what the teacher gets right on
+  average, and it is evaluated on independent sigmoids rather than a softmax
+  that makes classes compete.
+- Debiasing lowers the mAP of the pseudo-labels themselves (clamping at 1
+  creates ties among the positives) but raises the student's F1 and mAP: the
+  division lifts the classes the teacher under-scores.
+- The CAM-guided update is where the pseudo-labels improve most (about +12
+  points of pseudo-label mAP): crops around the student's CAMs recover second
+  and third objects that the whole-image softmax suppresses. How much of that
+  reaches the test mAP depends on how many epochs remain after the last update;
+  with the consistency loss it does here.
+- The figure shows the main remaining error: thin clutter lines in the
+  backgrounds are read as *lightning* or *arrow*, both by the student's CAMs and
+  by the teacher on the crops cut around them. The teacher was trained on
+  single shapes without such lines nearby, so it cannot veto those crops. This
+  is a property of the benchmark's teacher, not something the method can fix.
+- The released ground-truth-free selection rule (`selection="train_map"`) picks
+  epoch 2 on this benchmark, where the train mAP is still rising steadily (the
+  rule expects the gain to flatten); on the raw global row no pseudo-label is
+  exactly 1, so its train mAP is 0 throughout. The demo therefore keeps the
+  last epoch (`selection="last"`).
 """
     (docs / "results.md").write_text(text, encoding="utf-8")
     print(f"wrote {docs / 'results.md'}")
