@@ -221,7 +221,7 @@ class Teacher:
         for name in class_names:
             prompts = [t.format(name) for t in templates]
             if context is not None:
-                too_long = [p for p in prompts if len(p.split()) + 2 > context]
+                too_long = [p for p in prompts if self._n_tokens(p) > context]
                 if too_long:
                     warnings.warn(
                         f"The prompt {too_long[0]!r} may be longer than the text "
@@ -235,6 +235,12 @@ class Teacher:
             emb = F.normalize(emb, dim=-1).mean(dim=0)
             rows.append(F.normalize(emb, dim=-1))
         return torch.stack(rows)  # (n_classes, embed_dim)
+
+    def _n_tokens(self, text: str) -> int:
+        """Tokens of a prompt with start and end markers (words if unknown)."""
+        encode = getattr(self.tokenizer, "encode", None)
+        body = len(encode(text)) if callable(encode) else len(text.split())
+        return body + 2
 
     def _encode_resnet(self, x: torch.Tensor) -> torch.Tensor:
         """ModifiedResNet forward at any input size (resampled attention pool)."""

@@ -385,3 +385,13 @@ def test_explain_returns_cams_boxes_and_teacher_scores(fitted, images):
     np.testing.assert_allclose(item.global_scores.sum(), 1.0, atol=1e-5)
     (bare,) = fitted.explain(images[:1], threshold=1.0, with_teacher=False)
     assert len(bare.boxes) == 1 and bare.global_scores is None
+
+
+def test_class_name_too_long_for_the_text_context_warns(tiny_params, images):
+    long_name = " ".join(["very"] * 20) + " long class"  # context is 16 tokens
+    clf = CCDClassifier(
+        **{**tiny_params, "class_names": ["red", long_name], "max_epochs": 1}
+    )
+    with pytest.warns(UserWarning, match="longer than the text encoder's context"):
+        clf.fit(images[:6])
+    assert clf.predict_proba(images[:2]).shape == (2, 2)
