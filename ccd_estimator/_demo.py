@@ -205,7 +205,7 @@ def run_demo(
                 "name": name,
                 "map": _map(Y_test, P),
                 "f1": _f1(Y_test, P),
-                "pseudo_map": _map(Y_train, clf.pseudo_labels_),
+                "pseudo_map": _map(Y_train, np.asarray(clf.pseudo_labels_)),
                 "seconds": time.perf_counter() - t0,
                 "history": clf.history_,
                 "selected_epoch": clf.selected_epoch_,

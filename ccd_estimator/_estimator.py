@@ -46,9 +46,10 @@ def _is_int(value: Any, low: int | None = None) -> bool:
 def _is_real(value: Any, low: float | None = None, high: float | None = None) -> bool:
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return False
-    if not np.isfinite(value):
+    number = float(value)
+    if not np.isfinite(number):
         return False
-    return (low is None or value >= low) and (high is None or value <= high)
+    return (low is None or number >= low) and (high is None or number <= high)
 
 
 def _choice(*options: str) -> tuple[Any, str]:
@@ -531,11 +532,11 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         return factory, made
 
     def _signature(self, names: np.ndarray, precision: str) -> tuple:
-        pretrained = self.pretrained
+        pretrained: Any = self.pretrained
         if pretrained is not None and os.path.isfile(os.fspath(pretrained)):
             st = os.stat(pretrained)
             pretrained = (os.path.abspath(pretrained), st.st_mtime_ns, st.st_size)
-        model = self.model_name
+        model: Any = self.model_name
         if isinstance(model, str) and model.endswith(".json") and os.path.isfile(model):
             model = (os.path.abspath(model), os.stat(model).st_mtime_ns)
         return (

@@ -249,7 +249,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        paths: Sequence[str],
+        paths: Sequence[str] | np.ndarray,
         transform: Callable[[Image.Image], Any],
     ) -> None:
         self.paths = np.asarray(paths, dtype=str)

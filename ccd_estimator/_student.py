@@ -51,7 +51,7 @@ class CAMStudent(nn.Module):
 
     def set_cam_multiplier(self, value: float) -> None:
         """Set the multiplier of the positive CAM part for every class."""
-        self.alpha.fill_(float(value))
+        self.alpha.fill_(float(value))  # type: ignore[operator]
 
     def cams(self, x: torch.Tensor) -> torch.Tensor:
         """Alpha-scaled class activation maps, shape ``(N, n_classes, h, w)``."""
@@ -127,7 +127,7 @@ def _timm_backbone(
         if weights != "default":
             name = f"{name.split('.')[0]}.{weights}"
     if create.get("features_only"):
-        model: nn.Module = timm.create_model(name, **create)
+        model: Any = timm.create_model(name, **create)
         n_features = int(model.feature_info.channels()[-1])
     else:
         model = timm.create_model(name, num_classes=0, global_pool="", **create)

@@ -435,7 +435,7 @@ def global_scores(
             ok[r], errors[r] = bool(g), "" if g else e
         if good.any():
             scores[rows[good]] = teacher.scores(batch["image"][torch.as_tensor(good)])
-    if store is not None:
+    if store is not None and keys is not None:
         for i in todo[ok[todo]]:
             store(keys[i], value=scores[i])
     return scores, ok, errors

@@ -307,7 +307,8 @@ def read_labels(path: str, class_names: Sequence[str]) -> tuple[list[str], np.nd
         )
     folder = os.path.dirname(path)
     path_col = exact["path"]
-    paths, Y, seen = [], [], {}
+    paths, Y = [], []
+    seen: dict[str, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         row = row + [""] * (len(header) - len(row))
         entry = os.path.expanduser(row[path_col].strip())
