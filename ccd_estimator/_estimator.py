@@ -660,6 +660,14 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
 
     def _train_config(self, factory: Any, made: list, precision: str) -> TrainConfig:
         updates = tuple(e for e in self.update_epochs if e < self.max_epochs)
+        late = sorted(set(self.update_epochs) - set(updates))
+        if late:
+            warnings.warn(
+                f"update_epochs {late} are not below max_epochs={self.max_epochs} "
+                "(epochs count from 0), so those label updates never run.",
+                UserWarning,
+                stacklevel=4,
+            )
         crop_size = self.crop_size
         multiple: int | None = 32
         if updates:

@@ -230,7 +230,12 @@ def test_class_names_validated(tiny_params, images, names, match):
 
 def test_unicode_class_names_kept(tiny_params, images):
     clf = CCDClassifier(
-        **{**tiny_params, "class_names": ["chat", "Hund", "猫"], "max_epochs": 1}
+        **{
+            **tiny_params,
+            "class_names": ["chat", "Hund", "猫"],
+            "max_epochs": 1,
+            "update_epochs": (),
+        }
     )
     assert clf.fit(images[:6]).class_names_.tolist() == ["chat", "Hund", "猫"]
 
@@ -241,7 +246,9 @@ def test_empty_input_is_a_clear_error(tiny_params):
 
 
 def test_half_precision_on_cpu_falls_back_with_warning(tiny_params, images):
-    clf = CCDClassifier(**{**tiny_params, "precision": "fp16", "max_epochs": 1})
+    clf = CCDClassifier(
+        **{**tiny_params, "precision": "fp16", "max_epochs": 1, "update_epochs": ()}
+    )
     with pytest.warns(DeviceWarning, match="float32"):
         clf.fit(images[:6])
     assert np.isfinite(clf.predict_proba(images[:6])).all()
@@ -292,7 +299,7 @@ def test_fit_skips_bad_files_with_one_warning(tiny_params, images, tmp_path):
     fake.write_bytes(b"hello")
     missing = tmp_path / "missing.png"
     X = images[:8] + [str(empty), str(fake), str(missing)]
-    clf = CCDClassifier(**{**tiny_params, "max_epochs": 1})
+    clf = CCDClassifier(**{**tiny_params, "max_epochs": 1, "update_epochs": ()})
     with pytest.warns(BadImagesWarning) as record:
         clf.fit(X)
     assert len(record) == 1
@@ -361,7 +368,7 @@ def test_input_files_are_not_modified(tiny_params, tmp_path):
     before = [
         (open(p, "rb").read(), __import__("os").stat(p).st_mtime_ns) for p in paths
     ]
-    CCDClassifier(**{**tiny_params, "max_epochs": 1}).fit(paths)
+    CCDClassifier(**{**tiny_params, "max_epochs": 1, "update_epochs": ()}).fit(paths)
     after = [
         (open(p, "rb").read(), __import__("os").stat(p).st_mtime_ns) for p in paths
     ]
@@ -371,7 +378,14 @@ def test_input_files_are_not_modified(tiny_params, tmp_path):
 def test_no_warnings_on_a_clean_fit(tiny_params, images):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        CCDClassifier(**{**tiny_params, "max_epochs": 1}).fit(images[:6])
+        CCDClassifier(**{**tiny_params, "max_epochs": 2}).fit(images[:6])
+
+
+def test_update_epochs_beyond_the_schedule_warn(tiny_params, images):
+    clf = CCDClassifier(**{**tiny_params, "max_epochs": 1, "update_epochs": (1,)})
+    with pytest.warns(UserWarning, match=r"update_epochs \[1\] are not below"):
+        clf.fit(images[:6])
+    assert "threshold" not in clf.history_[0]
 
 
 def test_explain_returns_cams_boxes_and_teacher_scores(fitted, images):
@@ -390,7 +404,12 @@ def test_explain_returns_cams_boxes_and_teacher_scores(fitted, images):
 def test_class_name_too_long_for_the_text_context_warns(tiny_params, images):
     long_name = " ".join(["very"] * 20) + " long class"  # context is 16 tokens
     clf = CCDClassifier(
-        **{**tiny_params, "class_names": ["red", long_name], "max_epochs": 1}
+        **{
+            **tiny_params,
+            "class_names": ["red", long_name],
+            "max_epochs": 1,
+            "update_epochs": (),
+        }
     )
     with pytest.warns(UserWarning, match="longer than the text encoder's context"):
         clf.fit(images[:6])
