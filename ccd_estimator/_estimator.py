@@ -745,7 +745,8 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = result.history
         self.selected_epoch_ = result.selected_epoch
         self.n_iter_ = len(result.history)
-        self.pseudo_labels_ = result.labels
+        # a copy: without a label update the loop hands back the initial array
+        self.pseudo_labels_ = np.array(result.labels, copy=True)
         self.pseudo_label_stages_ = result.label_stages
         teacher_info = (
             made[0].describe() if made else {"model_name": str(self.model_name)}
@@ -992,7 +993,8 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
             for k, v in self.student_.state_dict().items()
         }
         for name in self._ARRAYS:
-            tensors[f"fitted.{name}"] = torch.as_tensor(np.asarray(getattr(self, name)))
+            # copies: safetensors refuses arrays that share memory
+            tensors[f"fitted.{name}"] = torch.tensor(np.array(getattr(self, name)))
         params = {k: v for k, v in self.get_params().items() if k != "memory"}
         meta = {
             "format_version": _FORMAT_VERSION,

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ccd_estimator._data import IMAGENET_MEAN, IMAGENET_STD, resize_to_tensor
+from ccd_estimator._data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalized_view,
+    resize_to_tensor,
+)
 from ccd_estimator._images import check_paths, load_rgb
 from ccd_estimator._views import cams_to_boxes, crop_groups
 
@@ -32,7 +37,7 @@ class Explanation:
     image : ndarray of shape (size, size, 3), dtype uint8
         The image at ``cam_image_size``, the frame of ``cams`` and ``boxes``.
     probabilities : ndarray of shape (n_classes,)
-        Student probabilities on this view.
+        Student probabilities at its input size, as ``predict_proba`` gives.
     cams : ndarray of shape (n_classes, h, w)
         Alpha-scaled class activation maps.
     boxes : dict of int to tuple
@@ -42,6 +47,9 @@ class Explanation:
         Teacher softmax on the whole image (None without a teacher).
     crop_scores : dict of int to ndarray
         Teacher softmax of the crop of each candidate class.
+    cam_probabilities : ndarray of shape (n_classes,) or None
+        Student probabilities on the ``cam_image_size`` view, the ones the
+        label update compares with its threshold to pick candidate classes.
     """
 
     path: str
@@ -51,6 +59,7 @@ class Explanation:
     boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)
     global_scores: np.ndarray | None = None
     crop_scores: dict[int, np.ndarray] = field(default_factory=dict)
+    cam_probabilities: np.ndarray | None = None
 
 
 def _default_threshold(est: CCDClassifier) -> float:
@@ -80,11 +89,15 @@ def explain(
     student = est.student_.eval()
     teacher = _load_teacher(est, device) if with_teacher else None
     to_tensor = resize_to_tensor(size)
+    # the student's own input view: the probabilities predict_proba reports
+    student_view = normalized_view(int(est.image_size), IMAGENET_MEAN, IMAGENET_STD)
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
     std = torch.tensor(IMAGENET_STD)[:, None, None]
     out = []
     for path in paths:
-        image = to_tensor(load_rgb(path))  # (3, size, size) in [0, 1]
+        rgb = load_rgb(path)
+        proba = torch.sigmoid(student(student_view(rgb)[None].to(device)).float())
+        image = to_tensor(rgb)  # (3, size, size) in [0, 1]
         x = ((image - mean) / std)[None].to(device)
         cams = student.cams(x).float()[0]
         probs = torch.sigmoid(cams.mean(dim=(1, 2))).cpu().numpy()
@@ -101,8 +114,9 @@ def explain(
         item = Explanation(
             path=str(path),
             image=(image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8),
-            probabilities=probs,
+            probabilities=proba[0].cpu().numpy().astype(np.float64),
             cams=cams.cpu().numpy(),
+            cam_probabilities=probs,
             boxes={
                 int(c): tuple(b) for c, b in zip(classes, boxes.tolist(), strict=True)
             },

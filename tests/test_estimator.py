@@ -397,6 +397,11 @@ def test_explain_returns_cams_boxes_and_teacher_scores(fitted, images):
         assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64
     assert set(item.crop_scores) == {0, 1, 2}
     np.testing.assert_allclose(item.global_scores.sum(), 1.0, atol=1e-5)
+    # the labels of the figure are the probabilities predict_proba gives
+    np.testing.assert_allclose(
+        item.probabilities, fitted.predict_proba(images[:1])[0], atol=1e-6
+    )
+    assert item.cam_probabilities.shape == (3,)
     (bare,) = fitted.explain(images[:1], threshold=1.0, with_teacher=False)
     assert len(bare.boxes) == 1 and bare.global_scores is None
 
@@ -414,3 +419,13 @@ def test_class_name_too_long_for_the_text_context_warns(tiny_params, images):
     with pytest.warns(UserWarning, match="longer than the text encoder's context"):
         clf.fit(images[:6])
     assert clf.predict_proba(images[:2]).shape == (2, 2)
+
+
+def test_save_without_any_label_update(tiny_params, images, tmp_path):
+    # without an update the pseudo-labels equal the initial ones; both must save
+    clf = CCDClassifier(**{**tiny_params, "max_epochs": 1, "update_epochs": ()})
+    clf.fit(images[:6])
+    assert not np.shares_memory(clf.pseudo_labels_, clf.initial_pseudo_labels_)
+    clf.save(tmp_path / "m.safetensors")
+    loaded = CCDClassifier.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.pseudo_labels_, clf.initial_pseudo_labels_)
