@@ -89,11 +89,10 @@ whole image and on the crop, and the top class's CAM.
   code uses 640 against 448), the same row reached only 74.1 test mAP and 60.1
   pseudo-label mAP: the student's probabilities and CAMs at an unfamiliar scale
   picked worse candidates. The demo therefore uses `cam_image_size=64`.
-- The figure shows the main remaining error: thin clutter lines in the
-  backgrounds are read as *lightning* or *arrow*, both by the student's CAMs and
-  by the teacher on the crops cut around them. The teacher was trained on
-  single shapes without such lines nearby, so it cannot veto those crops. This
-  is a property of the benchmark's teacher, not something the method can fix.
+- The figure shows the view dependence the update exploits: on scenes with two
+  objects the teacher's whole-image softmax gives the second object almost
+  nothing, while its score on the crop the student's CAM chose for that class
+  is close to 1; the student ends up predicting both.
 - The released ground-truth-free selection rule (`selection="train_map"`) picks
   epoch 2 on this benchmark, where the train mAP is still rising steadily (the
   rule expects the gain to flatten); on the raw global row no pseudo-label is
