@@ -85,10 +85,11 @@ def _oracle_local_scores(
     image_index, crop_scores = [], []
     for start in range(0, len(paths), 64):
         chunk = range(start, min(start + 64, len(paths)))
-        images = torch.stack([to_tensor(load_rgb(paths[i])) for i in chunk])
+        rgb = [load_rgb(paths[i]) for i in chunk]
+        images = torch.stack([to_tensor(im) for im in rgb])
         owner, rects = [], []
         for j, i in enumerate(chunk):
-            w, h = load_rgb(paths[i]).size
+            w, h = rgb[j].size
             margin = params["crop_margin"] * size
             for _, x0, y0, x1, y1 in boxes[i]:
                 sx, sy = size / w, size / h

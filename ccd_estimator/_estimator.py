@@ -18,7 +18,12 @@ from sklearn.metrics import average_precision_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from ccd_estimator._data import make_loader, normalized_view
+from ccd_estimator._data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    make_loader,
+    normalized_view,
+)
 from ccd_estimator._debias import class_bias, debias_labels, entropy_flags
 from ccd_estimator._images import check_paths
 from ccd_estimator._student import CAMStudent, build_student
@@ -512,24 +517,26 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
 
         def factory() -> Teacher:
             if not made:
-                made.append(
-                    Teacher(
-                        str(self.model_name),
-                        None if self.pretrained is None else os.fspath(self.pretrained),
-                        list(names),
-                        list(self.prompt_templates),
-                        device,
-                        precision=precision,
-                        logit_scale=self.logit_scale,
-                        normalize=self.teacher_normalize,
-                        cache_dir=None
-                        if self.cache_dir is None
-                        else os.fspath(self.cache_dir),
-                    )
-                )
+                made.append(self._build_teacher(names, device, precision))
             return made[0]
 
         return factory, made
+
+    def _build_teacher(
+        self, names: Sequence[str], device: torch.device, precision: str
+    ) -> Teacher:
+        """Load the teacher these parameters describe (fit and explain)."""
+        return Teacher(
+            str(self.model_name),
+            None if self.pretrained is None else os.fspath(self.pretrained),
+            [str(n) for n in names],
+            list(self.prompt_templates),
+            device,
+            precision=precision,
+            logit_scale=self.logit_scale,
+            normalize=self.teacher_normalize,
+            cache_dir=None if self.cache_dir is None else os.fspath(self.cache_dir),
+        )
 
     def _signature(self, names: np.ndarray, precision: str) -> tuple:
         pretrained: Any = self.pretrained
@@ -775,7 +782,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         self.student_.eval()
         loader = make_loader(
             paths,
-            normalized_view(int(self.image_size), *_imagenet()),
+            normalized_view(int(self.image_size), IMAGENET_MEAN, IMAGENET_STD),
             int(self.batch_size),
             int(self.n_workers),
             device,
@@ -1070,12 +1077,6 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         est.student_ = est._rebuild_student(student_state)
         est.device_ = "cpu"
         return est
-
-
-def _imagenet() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from ccd_estimator._data import IMAGENET_MEAN, IMAGENET_STD
-
-    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def _package_version() -> str:

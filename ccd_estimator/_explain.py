@@ -128,19 +128,10 @@ def explain(
 
 
 def _load_teacher(est: CCDClassifier, device: torch.device) -> Any:
-    from ccd_estimator._teacher import Teacher, resolve_precision
+    from ccd_estimator._teacher import resolve_precision
 
-    return Teacher(
-        str(est.model_name),
-        None if est.pretrained is None else os.fspath(est.pretrained),
-        [str(n) for n in est.class_names_],
-        list(est.prompt_templates),
-        device,
-        precision=resolve_precision(str(est.precision), device),
-        logit_scale=est.logit_scale,
-        normalize=est.teacher_normalize,
-        cache_dir=None if est.cache_dir is None else os.fspath(est.cache_dir),
-    )
+    precision = resolve_precision(str(est.precision), device)
+    return est._build_teacher(est.class_names_, device, precision)
 
 
 def _score_with_teacher(

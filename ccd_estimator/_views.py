@@ -200,11 +200,8 @@ def crop_groups(
         positions (into ``boxes``) of those crops.
     """
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    shapes = []
     for j, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        shape = _crop_shape(y1 - y0, x1 - x0, long_side, multiple)
-        shapes.append(shape)
-        groups[shape].append(j)
+        groups[_crop_shape(y1 - y0, x1 - x0, long_side, multiple)].append(j)
     out = []
     for shape, members in groups.items():
         crops = []
