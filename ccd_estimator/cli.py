@@ -460,7 +460,9 @@ _FIT_OPTIONS: tuple[tuple[str, str, str | None, Any, str | None, str], ...] = (
     ("training", "learning_rate", None, float, "LR", "backbone learning rate"),
     ("training", "head_lr_multiplier", None, float, "X",
      "CAM head learning-rate multiplier"),
-    ("training", "batch_size", None, int, "N", "batch size"),
+    ("training", "batch_size", None, int, "N", "batch size of training steps"),
+    ("training", "inference_batch_size", None, int, "N",
+     "batch size of the passes that do not train (teacher, CAMs, predict)"),
     ("training", "max_epochs", "--epochs", int, "N", "training epochs"),
     ("training", "consistency_weight", None, float, "W",
      "consistency-loss weight; 0 disables it"),
@@ -489,6 +491,9 @@ _FIT_OPTIONS: tuple[tuple[str, str, str | None, Any, str | None, str], ...] = (
      "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ("prediction and runtime", "n_workers", "--workers", int, "N",
      "data-loading worker processes"),
+    ("prediction and runtime", "compile", None, _BOOL, None,
+     "torch.compile the student's training steps and the teacher's encoder "
+     "(for a GPU)"),
     ("prediction and runtime", "random_state", "--seed", int, "N", "random seed"),
 )  # fmt: skip
 
@@ -953,7 +958,7 @@ def _load(args: argparse.Namespace, *, set_threshold: bool = True) -> CCDClassif
     updates: dict[str, Any] = {"verbose": _verbosity(args)}
     for option, param in (
         ("device", "device"),
-        ("batch_size", "batch_size"),
+        ("batch_size", "inference_batch_size"),
         ("workers", "n_workers"),
         ("on_bad_image", "on_bad_image"),
         ("threshold", "threshold" if set_threshold else None),

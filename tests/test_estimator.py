@@ -72,6 +72,66 @@ def test_predict_keeps_input_order_and_batch_independence(fitted, images):
     np.testing.assert_allclose(single[0], P[3], atol=1e-5)
 
 
+def test_inference_batch_size_changes_speed_not_results(fitted, tiny_params, images):
+    P = fitted.predict_proba(images)
+    small = clone(fitted).set_params(inference_batch_size=5)
+    small.__dict__.update(
+        {k: v for k, v in fitted.__dict__.items() if k.endswith("_")}
+    )  # the same fitted student, predicting 5 images at a time
+    np.testing.assert_allclose(small.predict_proba(images), P, atol=1e-5)
+    refit = CCDClassifier(**{**tiny_params, "inference_batch_size": 3}).fit(images)
+    np.testing.assert_allclose(refit.teacher_scores_, fitted.teacher_scores_, atol=1e-5)
+    update = refit.history_[1]  # the label update at epoch 1
+    assert update["crops_per_image"] > 0
+    assert update["crops_per_image"] == fitted.history_[1]["crops_per_image"]
+    np.testing.assert_allclose(refit.pseudo_labels_, fitted.pseudo_labels_, atol=1e-4)
+
+
+def test_models_run_channels_last(fitted, tiny_params):
+    from ccd_estimator._teacher import Teacher
+
+    conv = next(m for m in fitted.student_.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    restored = pickle.loads(pickle.dumps(fitted))
+    conv = next(
+        m for m in restored.student_.modules() if isinstance(m, torch.nn.Conv2d)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    p = tiny_params
+    teacher = Teacher(
+        p["model_name"], p["pretrained"], ["a"], ["{}"], torch.device("cpu")
+    )
+    weight = teacher.model.visual.conv1.weight
+    assert weight.shape[-1] == 3  # a 3x3 kernel, where the two layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compile_runs_student_steps_and_teacher_through_torch_compile(
+    fitted, tiny_params, images, tmp_path
+):
+    graphs = []
+
+    def recording_backend(gm, example_inputs):
+        graphs.append(str(gm.code))
+        return gm.forward  # run the captured graph as it is
+
+    torch._dynamo.reset()
+    params = {**tiny_params, "compile": {"backend": recording_backend}}
+    compiled = CCDClassifier(**params).fit(images)
+    # graphs of the teacher's visual tower and of the student's backbone
+    assert any("model_modules_visual" in code for code in graphs)
+    assert any("modules_backbone" in code for code in graphs)
+    np.testing.assert_allclose(
+        compiled.teacher_scores_, fitted.teacher_scores_, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        compiled.predict_proba(images), fitted.predict_proba(images), atol=1e-3
+    )
+    with pytest.warns(UserWarning, match="cannot be written to JSON"):
+        compiled.save(tmp_path / "m.safetensors")
+    assert CCDClassifier.load(tmp_path / "m.safetensors").compile is False
+
+
 def test_score_is_macro_ap_over_present_classes(fitted, images):
     from sklearn.metrics import average_precision_score
 
@@ -201,6 +261,8 @@ def test_any_input_size_for_resnet_teacher_matches_native(tiny_params):
             "box_mode must be one of 'reference', 'tight'; got 'loose'",
         ),
         ("batch_size", 0, "batch_size must be an int >= 1; got 0"),
+        ("inference_batch_size", 0, "inference_batch_size must be an int >= 1"),
+        ("compile", "yes", "compile must be True, False or a dict"),
         ("precision", "fp8", "precision must be one of"),
         ("blend_ratio", 1.5, "blend_ratio must be a number in"),
         ("prompt_templates", "a photo of {}", "prompt_templates must be"),

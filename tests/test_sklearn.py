@@ -179,6 +179,7 @@ ALTERNATIVE_PARAMS: dict[str, Any] = {
     "learning_rate": 1e-4,
     "head_lr_multiplier": 1.0,
     "batch_size": 4,
+    "inference_batch_size": 8,
     "max_epochs": 3,
     "consistency_weight": 0.0,
     "consistency_start": 0,
@@ -195,6 +196,7 @@ ALTERNATIVE_PARAMS: dict[str, Any] = {
     "on_bad_image": "nan",
     "device": "cpu",
     "n_workers": 2,
+    "compile": {"mode": "max-autotune"},
     "random_state": 7,
     "verbose": 1,
 }

@@ -96,3 +96,30 @@ def test_student_weights_file_loads_into_features_only_backbone(tmp_path):
     save_file({"conv1.weight": torch.zeros(3, 3, 3, 3)}, wrong)
     with pytest.raises(ValueError, match="does not match the student backbone"):
         build_student("timm:resnet18", 3, str(wrong), kwargs)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 91), (300, 200)])
+def test_squash_view_matches_the_composed_torchvision_pipeline(shape):
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from ccd_estimator._data import normalized_view, resize_to_tensor
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+    mean, std = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
+    composed = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize((24, 24), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+        ]
+    )
+    expected = composed(image)
+    got = resize_to_tensor(24)(image)
+    assert got.shape == (3, 24, 24) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    normalized = v2.Normalize(mean=list(mean), std=list(std))(expected)
+    torch.testing.assert_close(
+        normalized_view(24, mean, std)(image), normalized, rtol=0, atol=1e-5
+    )
