@@ -26,6 +26,7 @@ from ccd_estimator._data import (
 )
 from ccd_estimator._debias import class_bias, debias_labels, entropy_flags
 from ccd_estimator._images import check_paths
+from ccd_estimator._progress import progress
 from ccd_estimator._student import CAMStudent, build_student
 from ccd_estimator._teacher import Teacher, global_scores, resolve_precision
 from ccd_estimator._training import TrainConfig, _to_device, train_student
@@ -346,7 +347,9 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and augmentation.
     verbose : int, default=0
-        0 is silent; 1 shows progress bars and one line per epoch.
+        0 is silent; 1 logs one line per epoch and shows progress bars when
+        stderr is a terminal or the code runs in a notebook; 2 shows the bars
+        also when stderr is redirected (to a file or a CI log).
 
     Attributes
     ----------
@@ -549,7 +552,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         return factory, made
 
     def _build_teacher(
-        self, names: Sequence[str], device: torch.device, precision: str
+        self, names: Sequence[str] | np.ndarray, device: torch.device, precision: str
     ) -> Teacher:
         """Load the teacher these parameters describe (fit and explain)."""
         return Teacher(
@@ -766,7 +769,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         student.set_cam_multiplier(self.cam_multiplier)
         # NHWC on every device: 1.5x training, 1.35x inference throughput of
         # the demo's ResNet-18 on a 2-core CPU (oneDNN), and the GPU fast path
-        student = student.to(device, memory_format=torch.channels_last)
+        student = student.to(device).to(memory_format=torch.channels_last)
         weights = np.where(self.confident_, 1.0, self.uncertain_weight)
         generator = torch.Generator().manual_seed(seed)
         result = train_student(
@@ -823,11 +826,7 @@ class CCDClassifier(ClassifierMixin, BaseEstimator):
         )
         logits = np.full((len(paths), len(self.class_names_)), np.nan, np.float32)
         bad: list[str] = []
-        from tqdm.auto import tqdm
-
-        for batch in tqdm(
-            loader, desc="predict", disable=self.verbose < 1, leave=False
-        ):
+        for batch in progress(loader, self.verbose, "predict"):
             idx = batch["index"].numpy()
             good = batch["ok"].numpy()
             bad.extend(e for e, g in zip(batch["error"], good, strict=True) if not g)

@@ -418,9 +418,8 @@ def global_scores(
     errors : list of str
         The error message of each unreadable image ("" where readable).
     """
-    from tqdm.auto import tqdm
-
     from ccd_estimator._data import make_loader, normalized_view
+    from ccd_estimator._progress import progress
 
     scores = np.zeros((len(paths), n_classes), dtype=np.float32)
     ok = np.zeros(len(paths), dtype=bool)
@@ -448,7 +447,7 @@ def global_scores(
         n_workers,
         device,
     )
-    bar = tqdm(loader, desc="teacher global pass", disable=verbose < 1, leave=False)
+    bar = progress(loader, verbose, "teacher global pass")
     for batch in bar:
         rows = todo[batch["index"].numpy()]
         good = batch["ok"].numpy()

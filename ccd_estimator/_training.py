@@ -27,6 +27,7 @@ from ccd_estimator._data import (
     resize_to_tensor,
 )
 from ccd_estimator._debias import blend_local_labels
+from ccd_estimator._progress import progress
 from ccd_estimator._student import CAMStudent
 from ccd_estimator._views import (
     aggregate_crop_scores,
@@ -145,12 +146,6 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def _progress(iterable: Any, verbose: int, desc: str, total: int | None = None):
-    return tqdm(
-        iterable, desc=desc, total=total, disable=verbose < 1, leave=False, unit="batch"
-    )
-
-
 def _train_epoch(
     student: CAMStudent,
     step_model: Any,
@@ -181,7 +176,7 @@ def _train_epoch(
     student.train()
     scores = np.zeros(tuple(labels.shape), dtype=np.float32)
     bce_sum = cons_sum = 0.0
-    for batch in _progress(loader, cfg.verbose, desc):
+    for batch in progress(loader, cfg.verbose, desc):
         idx = batch["index"]
         views = batch["image"]
         clean = _to_device(views[0] if consistency else views, device)
@@ -240,7 +235,7 @@ def _candidate_probs(
         device,
     )
     probs = np.zeros((len(paths), student.head.out_channels), dtype=np.float32)
-    for batch in _progress(loader, cfg.verbose, "candidate classes"):
+    for batch in progress(loader, cfg.verbose, "candidate classes"):
         x = norm(_to_device(batch["image"], device))
         with _autocast(device, cfg.precision):
             logits = student(x).float()
@@ -279,7 +274,7 @@ def _local_scores(
         device,
     )
     crop_image, crop_scores = [], []
-    for batch in _progress(loader, cfg.verbose, "local views"):
+    for batch in progress(loader, cfg.verbose, "local views"):
         idx = batch["index"].numpy()
         images = _to_device(batch["image"], device)
         candidates = torch.as_tensor(probs[idx] >= tau)

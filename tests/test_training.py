@@ -123,3 +123,18 @@ def test_squash_view_matches_the_composed_torchvision_pipeline(shape):
     torch.testing.assert_close(
         normalized_view(24, mean, std)(image), normalized, rtol=0, atol=1e-5
     )
+
+
+def test_progress_bars_only_where_watched(capsys, monkeypatch):
+    from ccd_estimator import _progress
+
+    def run(verbose):
+        assert list(_progress.progress(range(3), verbose, "stage-x")) == [0, 1, 2]
+        return capsys.readouterr().err
+
+    # pytest captures stderr, which is not a terminal: no redraws in a log
+    assert "stage-x" not in run(1)
+    assert "stage-x" in run(2)
+    assert run(0) == ""
+    monkeypatch.setattr(_progress, "_watched", lambda: True)
+    assert "stage-x" in run(1)
