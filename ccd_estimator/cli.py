@@ -293,12 +293,14 @@ def read_labels(path: str, class_names: Sequence[str]) -> tuple[list[str], np.nd
         )
     exact = {name: i for i, name in enumerate(header)}
     loose = {_name_key(name): i for i, name in enumerate(header)}
-    columns, missing = [], []
+    columns: list[int] = []
+    missing: list[str] = []
     for name in class_names:
         index = exact.get(name, loose.get(_name_key(name)))
         if index is None:
             missing.append(name)
-        columns.append(index)
+        else:
+            columns.append(index)
     if missing:
         raise CLIError(
             f"labels file {path!r} has no column for the classes "
@@ -1052,7 +1054,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     valid = ~np.isnan(proba).any(axis=1)
     if not valid.any():
         raise CLIError("no image could be read; nothing to evaluate.")
-    keep = (Y > 0).any(axis=0)
+    keep = np.asarray((Y > 0).any(axis=0))
     ap = np.full(len(names), np.nan)
     if keep.any():
         ap[keep] = average_precision_score(
