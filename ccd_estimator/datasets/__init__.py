@@ -84,7 +84,7 @@ def shapes_demo_params() -> dict:
         # the teacher sees the 128 px scene squashed to its native 64 px; CAMs
         # and crops use the student's own 64 px view (at 128 px the student,
         # trained at 64 px, picked worse candidates: update-row test mAP 74.1
-        # against 88.6 at 64 px), and each crop's long side is resized to 64 px
+        # against 88.6-89.2 at 64 px), and each crop's long side is resized to 64 px
         teacher_image_size=64,
         cam_image_size=64,
         crop_size=64,
