@@ -99,7 +99,7 @@ def main() -> None:
     print(f"n_workers={args.workers}, torch threads {torch.get_num_threads()}")
     print(
         f"{'images':>8} {'peak RSS MB':>12} {'worker RSS MB':>14} "
-        f"{'workers USS MB':>15} {'per-image state MB':>19} {'fit s':>7}"
+        f"{'workers USS MB':>15} {'fitted arrays MB':>17} {'fit s':>7}"
     )
     for n in sizes:
         out = subprocess.run(
@@ -112,7 +112,7 @@ def main() -> None:
         print(
             f"{r['n']:>8} {r['peak_mb']:>12.0f} {r['worker_rss_mb']:>14.0f} "
             f"{r['worker_uss_mb']:>15.0f} "
-            f"{r['state_mb']:>19.2f} {r['seconds']:>7.0f}",
+            f"{r['state_mb']:>17.2f} {r['seconds']:>7.0f}",
             flush=True,
         )
 

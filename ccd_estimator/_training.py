@@ -447,18 +447,20 @@ def train_student(
         # keep only the states the selection rule can still pick
         keep = {select_epoch(maps, cfg.selection), epoch}
         states = {e: s for e, s in states.items() if e in keep}
-        _report(record, cfg.verbose)
+        # train mAP counts only pseudo-labels equal to 1; say why it is 0
+        saturated = bool((labels >= 1.0).any())
+        _report(record, cfg.verbose, "" if saturated else " (no pseudo-label is 1)")
     result.selected_epoch = select_epoch(maps, cfg.selection)
     result.state = copy.deepcopy(states[result.selected_epoch])
     result.labels = labels
     return result
 
 
-def _report(record: dict[str, Any], verbose: int) -> None:
+def _report(record: dict[str, Any], verbose: int, map_note: str = "") -> None:
     line = (
         f"epoch {record['epoch'] + 1}: bce {record['bce_loss']:.4f}, "
         f"consistency {record['consistency_loss']:.4f}, "
-        f"train mAP {record['train_map']:.1f}"
+        f"train mAP {record['train_map']:.1f}{map_note}"
     )
     if "threshold" in record:
         line += (

@@ -263,6 +263,7 @@ def test_any_input_size_for_resnet_teacher_matches_native(tiny_params):
         ("batch_size", 0, "batch_size must be an int >= 1; got 0"),
         ("inference_batch_size", 0, "inference_batch_size must be an int >= 1"),
         ("compile", "yes", "compile must be True, False or a dict"),
+        ("compile", {"nonsense_kw": 1}, "compile must be True, .*backend.*mode"),
         ("precision", "fp8", "precision must be one of"),
         ("blend_ratio", 1.5, "blend_ratio must be a number in"),
         ("prompt_templates", "a photo of {}", "prompt_templates must be"),
@@ -491,3 +492,16 @@ def test_save_without_any_label_update(tiny_params, images, tmp_path):
     clf.save(tmp_path / "m.safetensors")
     loaded = CCDClassifier.load(tmp_path / "m.safetensors")
     np.testing.assert_array_equal(loaded.pseudo_labels_, clf.initial_pseudo_labels_)
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_epoch_line_says_why_train_map_is_zero(tiny_params, images, caplog, debias):
+    params = {**tiny_params, "debias_global": debias, "update_epochs": ()}
+    with caplog.at_level("INFO", logger="ccd_estimator"):
+        clf = CCDClassifier(**{**params, "max_epochs": 1}).fit(images)
+    saturated = bool((clf.pseudo_labels_ >= 1.0).any())
+    noted = "(no pseudo-label is 1)" in caplog.text
+    assert "epoch 1:" in caplog.text
+    assert noted == (not saturated)
+    if noted:
+        assert clf.history_[0]["train_map"] == 0.0
