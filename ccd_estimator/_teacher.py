@@ -196,8 +196,9 @@ class Teacher:
         # embedding stays eager
         self._trunk: Any = self._resnet_trunk
         self._encode_image: Any = model.encode_image
-        if compile_kwargs is not None:
+        if compile_kwargs is not None and self.is_resnet:
             self._trunk = torch.compile(self._resnet_trunk, **compile_kwargs)
+        elif compile_kwargs is not None:
             self._encode_image = torch.compile(model.encode_image, **compile_kwargs)
         self.tokenizer = open_clip.get_tokenizer(name)
         self.text_features = self._embed_classes(class_names, templates)
@@ -265,7 +266,7 @@ class Teacher:
 
     def _encode_resnet(self, x: torch.Tensor) -> torch.Tensor:
         """ModifiedResNet forward at any input size (resampled attention pool)."""
-        x = self._trunk(x)
+        x = self._trunk(x.contiguous(memory_format=torch.channels_last))
         pool = self.model.visual.attnpool
         grid = (x.shape[2], x.shape[3])
         pos = self._pos_cache.get(grid)
@@ -304,8 +305,6 @@ class Teacher:
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised image embeddings of a normalised batch ``(N, 3, H, W)``."""
         images = images.to(self.device, non_blocking=True)
-        if self.is_resnet:
-            images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             if self.is_resnet:
                 feats = self._encode_resnet(images)
